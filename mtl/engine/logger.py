@@ -1,0 +1,53 @@
+"""TensorBoard output of a run: scalars, hparams in the same run (not a sub-run), prediction images."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``, with values TensorBoard's HParams plugin accepts."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        elif value is None or isinstance(value, bool | int | float | str):
+            flat[name] = "None" if value is None else value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class TensorBoardLogger:
+    """Writes every event of one run into ``run_dir`` so ``tensorboard --logdir <sweep>`` shows one run per job."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.writer = SummaryWriter(log_dir=str(run_dir))
+
+    def scalars(self, values: Mapping[str, float], step: int, prefix: str = "") -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(f"{prefix}{tag}", value, step)
+
+    def hparams(self, params: Mapping[str, Any], metric_tags: list[str]) -> None:
+        """Register the run's hyper-parameters and the scalar tags the HParams dashboard should show.
+
+        ``SummaryWriter.add_hparams`` would open a sub-run; writing the three summaries into this run's own
+        file keeps hparams and scalars together (the dashboard reads the metric values from the scalars).
+        """
+        experiment, start, end = hparams_summary(dict(params), dict.fromkeys(metric_tags, 0.0))
+        for summary in (experiment, start, end):
+            self.writer.file_writer.add_summary(summary)
+
+    def images(self, tag: str, grid: Tensor, step: int) -> None:
+        self.writer.add_image(tag, grid, step)
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()

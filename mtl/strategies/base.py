@@ -1,0 +1,106 @@
+"""The sharing-strategy contract: how an encoder and per-task heads are wired into one multi-task model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from mtl.errors import ConfigError
+from mtl.models.heads import build_head
+from mtl.tasks import Task
+
+EncoderFactory = Callable[[], nn.Module]
+
+
+class SharingStrategy(nn.Module):
+    """Base class of every sharing strategy (hard, independent, cross-stitch, MMoE, ...).
+
+    A strategy is built from a zero-argument ``encoder`` factory (call it once per encoder copy you need), the
+    ``tasks`` (name → :class:`~mtl.tasks.Task`, which say what output their head must produce) and the
+    ``input_shape`` (C, H, W) of one image. It must provide:
+
+    - ``forward(x) -> {task: prediction}`` for every task;
+    - ``shared_parameters()``: parameters that more than one task's loss trains (gradient methods aggregate
+      the per-task gradients of exactly these);
+    - ``task_parameters(name)``: parameters owned by one task. Shared and task parameters together must
+      cover every parameter exactly once.
+
+    Strategies with one shared representation also implement ``encode(x) -> z`` and ``decode(z) -> preds`` so
+    that gradient methods can work on ``z`` (``weighting.mode=rep``); ``forward`` then defaults to
+    ``decode(encode(x))``. See docs/strategies.md for a worked subclass.
+    """
+
+    def __init__(self, tasks: Mapping[str, Task], input_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        if not tasks:
+            raise ConfigError("a sharing strategy needs at least one task (got an empty task list)")
+        self.task_names: list[str] = list(tasks)
+        self.input_shape = tuple(input_shape)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return self.decode(self.encode(x))
+
+    def encode(self, x: Tensor) -> Tensor:
+        raise ConfigError(
+            f"strategy {type(self).__name__} has no shared representation, so weighting.mode=rep cannot be "
+            "used with it; use weighting.mode=param"
+        )
+
+    def decode(self, z: Tensor) -> dict[str, Tensor]:
+        raise ConfigError(f"strategy {type(self).__name__} does not implement decode(z)")
+
+    @property
+    def supports_rep_mode(self) -> bool:
+        """True when the strategy splits into ``encode``/``decode`` around one shared representation."""
+        return type(self).encode is not SharingStrategy.encode
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def task_parameters(self, name: str) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def build_heads(self, encoder: nn.Module, tasks: Mapping[str, Task]) -> nn.ModuleDict:
+        """One head per task, sized from the feature map ``encoder`` produces for ``input_shape``."""
+        channels, height, width = probe_features(encoder, self.input_shape)
+        return nn.ModuleDict(
+            {
+                name: build_head(
+                    task.head,
+                    output=task.output,
+                    in_channels=channels,
+                    out_channels=task.out_channels,
+                    feature_size=(height, width),
+                    output_size=self.input_shape[1:],
+                    task=name,
+                )
+                for name, task in tasks.items()
+            }
+        )
+
+    def extra_repr(self) -> str:
+        return f"tasks={self.task_names}"
+
+
+@torch.no_grad()
+def probe_features(encoder: nn.Module, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """C, h, w of the feature map ``encoder`` makes from one ``input_shape`` image (a dry run in eval mode)."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        features = encoder(torch.zeros(1, *input_shape))
+    except RuntimeError as error:
+        raise ConfigError(
+            f"encoder {type(encoder).__name__} cannot process inputs of shape {tuple(input_shape)} (C, H, W): {error}"
+        ) from error
+    finally:
+        encoder.train(was_training)
+    if features.dim() != 4 or min(features.shape[2:]) < 1:
+        raise ConfigError(
+            f"encoder {type(encoder).__name__} turns inputs of shape {tuple(input_shape)} into features of "
+            f"shape {tuple(features.shape[1:])}; heads need a C×h×w feature map with h, w >= 1 "
+            "(use larger images or an encoder with fewer downsampling stages)"
+        )
+    return tuple(features.shape[1:])
