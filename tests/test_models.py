@@ -204,9 +204,7 @@ def test_build_head_rejects_wrong_output_kind(name: str, output: str) -> None:
 
 def test_build_head_accepts_omegaconf_and_passes_geometry() -> None:
     spec = OmegaConf.create({"name": "lstm", "hidden_size": 5})
-    head = build_head(
-        spec, output="sequence", in_channels=8, out_channels=3, feature_size=(3, 5), output_size=(12, 20)
-    )
+    head = build_head(spec, output="sequence", in_channels=8, out_channels=3, feature_size=(3, 5), output_size=(12, 20))
     assert isinstance(head, LSTMHead)
     assert (head.mode, head.feature_height, head.hidden_size) == ("sequence", 3, 5)
     last = make_head("lstm", "vector")

@@ -44,7 +44,7 @@ def one_hot_logits(labels: Tensor, num_classes: int, dim: int) -> Tensor:
 
 
 def unit_normals(angles_deg: list[float]) -> tuple[Tensor, Tensor]:
-    """Predictions (1x3x1xN, scaled by 3 to check normalisation) at the given angles from target (0, 0, 1)."""
+    """Predictions (1×3×1×N, scaled by 3 to check normalisation) at the given angles from target (0, 0, 1)."""
     radians = torch.deg2rad(torch.tensor(angles_deg, dtype=torch.float64))
     pred = torch.stack([radians.sin(), torch.zeros_like(radians), radians.cos()]).float()
     target = torch.zeros(3, len(angles_deg))
@@ -111,7 +111,7 @@ def test_vector_losses() -> None:
     bce = MultilabelTask("m", 2).loss(torch.zeros(3, 2), torch.tensor([[0, 1], [1, 1], [0, 0]])).item()
     assert bce == pytest.approx(LOG(2.0))
     pred = torch.tensor([[1.0], [2.0], [4.0]])
-    target = torch.tensor([2.0, 2.0, 2.0])  # a B target for a Bx1 prediction
+    target = torch.tensor([2.0, 2.0, 2.0])  # a B target for a B×1 prediction
     assert RegressionTask("r").loss(pred, target).item() == pytest.approx(1.0)
     assert RegressionTask("r", loss="mse").loss(pred, target[:, None]).item() == pytest.approx(5 / 3)
 
@@ -167,9 +167,7 @@ def test_small_normal_angles_are_resolved() -> None:
 def test_classification_accuracy_and_macro_f1_leave_out_absent_classes() -> None:
     # class 0: F1 1; class 1: tp 1, fp 1 -> 2/3; class 2: tp 1, fn 1 -> 2/3; class 3 absent (would give 7/12)
     target = torch.tensor([0, 1, 2, 2])
-    values = compute(
-        ClassificationTask("c", 4), (one_hot_logits(torch.tensor([0, 1, 1, 2]), 4, dim=1), target)
-    )
+    values = compute(ClassificationTask("c", 4), (one_hot_logits(torch.tensor([0, 1, 1, 2]), 4, dim=1), target))
     assert values["accuracy"] == pytest.approx(0.75)
     assert values["f1"] == pytest.approx(7 / 9)
 
@@ -185,9 +183,7 @@ def test_multilabel_metrics_read_logits_even_inside_zero_one() -> None:
 
 
 def test_regression_metrics_accept_a_flat_target() -> None:
-    values = compute(
-        RegressionTask("r"), (torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([2.0, 2.0, 5.0]))
-    )
+    values = compute(RegressionTask("r"), (torch.tensor([[1.0], [2.0], [3.0]]), torch.tensor([2.0, 2.0, 5.0])))
     assert values["mae"] == pytest.approx(1.0)
     assert values["rmse"] == pytest.approx(math.sqrt(5 / 3))
 
@@ -304,9 +300,7 @@ def test_normal_constant_is_the_normalised_mean_normal() -> None:
 
 
 def test_vector_constants_are_majorities_and_means() -> None:
-    constant, values = _score_constant(
-        ClassificationTask("c", 3), [torch.tensor([0, 2]), torch.tensor([2, 1, 2])]
-    )
+    constant, values = _score_constant(ClassificationTask("c", 3), [torch.tensor([0, 2]), torch.tensor([2, 1, 2])])
     assert constant.argmax().item() == 2 and values["accuracy"] == pytest.approx(3 / 5)
     targets = [torch.tensor([[1, 0, 0], [1, 1, 0]]), torch.tensor([[0, 1, 0]])]
     constant, values = _score_constant(MultilabelTask("m", 3), targets)

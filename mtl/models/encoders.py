@@ -65,9 +65,7 @@ class Encoder(nn.Module):
         Runs in eval mode without gradients so BatchNorm statistics are untouched and a batch of one works.
         """
         if len(input_shape) != 3:
-            raise ConfigError(
-                f"{type(self).__name__}.feature_size expects (C, H, W), got {tuple(input_shape)}"
-            )
+            raise ConfigError(f"{type(self).__name__}.feature_size expects (C, H, W), got {tuple(input_shape)}")
         was_training = self.training
         param = next(self.parameters(), None)
         device = param.device if param is not None else torch.device("cpu")
@@ -158,18 +156,14 @@ class ResNetEncoder(Encoder):
 
     def __init__(self, depth: int = 18, weights: str | None = None, in_channels: int = 3) -> None:
         if depth not in RESNET_DEPTHS:
-            raise ConfigError(
-                f"ResNetEncoder: depth={depth!r} is not supported; accepted: {list(RESNET_DEPTHS)}"
-            )
+            raise ConfigError(f"ResNetEncoder: depth={depth!r} is not supported; accepted: {list(RESNET_DEPTHS)}")
         check_positive_int(in_channels, "in_channels", "ResNetEncoder")
         resolved = resolve_resnet_weights(depth, weights)
         builder = getattr(torchvision.models, RESNET_DEPTHS[depth][0])
         net = builder(weights=resolved)
         if in_channels != 3:
             old = net.conv1
-            net.conv1 = nn.Conv2d(
-                in_channels, old.out_channels, kernel_size=7, stride=2, padding=3, bias=False
-            )
+            net.conv1 = nn.Conv2d(in_channels, old.out_channels, kernel_size=7, stride=2, padding=3, bias=False)
             if resolved is not None:
                 with torch.no_grad():
                     mean = old.weight.mean(dim=1, keepdim=True)
