@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 
+# ----------------------------------------------------------------------------- trainer
 @dataclass
 class TrainerSchema:
     _target_: str = "mtl.engine.Trainer"
@@ -33,6 +34,7 @@ class TrainerSchema:
     scheduler: Any = None
 
 
+# ----------------------------------------------------------------------------- data
 @dataclass
 class ScenesSchema:
     _target_: str = "mtl.data.scenes.ScenesData"
@@ -48,6 +50,7 @@ class ScenesSchema:
     classes: dict[str, int] = field(default_factory=dict)
 
 
+# ----------------------------------------------------------------------------- encoders
 @dataclass
 class SmallCNNSchema:
     _target_: str = "mtl.models.SmallCNN"
@@ -65,14 +68,27 @@ class ResNetSchema:
     weights: str | None = None
 
 
+# ----------------------------------------------------------------------------- strategies
 @dataclass
 class StrategySchema:
     _target_: str = "mtl.strategies.HardSharing"
 
 
+# ----------------------------------------------------------------------------- weighting
 @dataclass
 class LossWeightingSchema:
     _target_: str = "mtl.weighting.EqualWeighting"
+
+
+# (group, name, schema): an option lists its schema first in its yaml defaults, e.g. ``defaults: [schema, _self_]``.
+SCHEMAS: list[tuple[str, str, type]] = [
+    ("trainer", "schema", TrainerSchema),
+    ("data", "scenes_schema", ScenesSchema),
+    ("encoder", "small_cnn_schema", SmallCNNSchema),
+    ("encoder", "resnet_schema", ResNetSchema),
+    ("strategy", "schema", StrategySchema),
+    ("weighting", "loss_schema", LossWeightingSchema),
+]
 
 
 def register() -> None:
@@ -80,12 +96,8 @@ def register() -> None:
     if not OmegaConf.has_resolver("mtl.add"):
         OmegaConf.register_new_resolver("mtl.add", lambda *values: sum(values))
     store = ConfigStore.instance()
-    store.store(group="trainer", name="schema", node=TrainerSchema)
-    store.store(group="data", name="scenes_schema", node=ScenesSchema)
-    store.store(group="encoder", name="small_cnn_schema", node=SmallCNNSchema)
-    store.store(group="encoder", name="resnet_schema", node=ResNetSchema)
-    store.store(group="strategy", name="schema", node=StrategySchema)
-    store.store(group="weighting", name="loss_schema", node=LossWeightingSchema)
+    for group, name, node in SCHEMAS:
+        store.store(group=group, name=name, node=node)
 
 
 register()

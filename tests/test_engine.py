@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from mtl import delta_m
 from mtl.engine.checkpoint import load_checkpoint, save_checkpoint
 from mtl.engine.metrics import evaluate
 from mtl.errors import DataError
+from mtl.strategies.base import predict
 from mtl.train import build, run
 from tests.conftest import TINY, compose_config
 
@@ -110,3 +112,16 @@ def test_a_nan_loss_stops_with_a_message_naming_the_task(tmp_path: Path) -> None
     parts.tasks["depth"].loss = lambda pred, target: original(pred, target) * float("nan")
     with pytest.raises(FloatingPointError, match=r"task .depth.*step 1"):
         parts.trainer.fit(parts.strategy, parts.tasks, parts.weighting, parts.data, tmp_path)
+
+
+def test_multi_input_batches_predict_each_task_from_its_own_images() -> None:
+    parts = build(compose_config([*TINY, "tasks=[seg,count]"]))
+    strategy = parts.strategy.eval()
+    first, second = torch.randn(2, 3, 32, 32), torch.randn(3, 3, 32, 32)
+    predictions = predict(strategy, {"seg": first, "count": second})
+    torch.testing.assert_close(predictions["seg"], strategy(first)["seg"])
+    torch.testing.assert_close(predictions["count"], strategy(second)["count"])
+    targets = {"seg": torch.zeros(2, 32, 32, dtype=torch.long), "count": torch.ones(3, dtype=torch.long)}
+    batches = [({"seg": first, "count": second}, targets)]
+    metrics = evaluate(partial(predict, strategy), parts.tasks, batches, torch.device("cpu"))
+    assert set(metrics) == {"seg", "count"}

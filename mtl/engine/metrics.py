@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor
 
+from mtl.strategies.base import Images
 from mtl.tasks import Task
 
 Metrics = dict[str, dict[str, float]]
@@ -46,17 +47,28 @@ def _to_float(values: Mapping[str, Tensor]) -> dict[str, float]:
     return {name: float(value) for name, value in values.items()}
 
 
+def to_device(images: Images, device: torch.device) -> Images:
+    """Move one input tensor, or a dict of per-task inputs, to ``device``."""
+    if isinstance(images, Tensor):
+        return images.to(device, non_blocking=True)
+    return {name: value.to(device, non_blocking=True) for name, value in images.items()}
+
+
 @torch.no_grad()
 def evaluate(
-    predict,
+    predict: Callable[[Images], Mapping[str, Tensor]],
     tasks: Mapping[str, Task],
-    batches: Iterable[tuple[Tensor, dict[str, Tensor]]],
+    batches: Iterable[tuple[Images, dict[str, Tensor]]],
     device: torch.device,
 ) -> Metrics:
-    """Metrics of every task over all ``batches`` (states accumulate; nothing is averaged per batch)."""
+    """Metrics of every task over all ``batches`` (states accumulate; nothing is averaged per batch).
+
+    ``predict`` maps a batch's images to ``{task: prediction}``, e.g.
+    ``functools.partial(mtl.strategies.base.predict, strategy)``.
+    """
     collections = {name: task.metrics().to(device) for name, task in tasks.items()}
     for images, targets in batches:
-        predictions = predict(images.to(device, non_blocking=True))
+        predictions = predict(to_device(images, device))
         for name, collection in collections.items():
             collection.update(predictions[name].float(), targets[name].to(device, non_blocking=True))
     return {name: _to_float(collection.compute()) for name, collection in collections.items()}
@@ -65,7 +77,7 @@ def evaluate(
 @torch.no_grad()
 def trivial_baseline(
     tasks: Mapping[str, Task],
-    batches: Iterable[tuple[Tensor, dict[str, Tensor]]],
+    batches: Iterable[tuple[Images, dict[str, Tensor]]],
     sequence_steps: Mapping[str, int],
 ) -> Metrics:
     """Metrics of the best constant predictor of each task (majority class, mean depth, mean normal, ...).
@@ -78,8 +90,8 @@ def trivial_baseline(
         for name, task in tasks.items()
     }
 
-    def predict(images: Tensor) -> dict[str, Tensor]:
-        size = images.shape[0]
-        return {name: constant.expand(size, *constant.shape) for name, constant in constants.items()}
+    def predict(images: Images) -> dict[str, Tensor]:
+        sizes = {name: (images if isinstance(images, Tensor) else images[name]).shape[0] for name in constants}
+        return {name: constant.expand(sizes[name], *constant.shape) for name, constant in constants.items()}
 
     return evaluate(predict, tasks, batches, torch.device("cpu"))

@@ -7,6 +7,7 @@ import json
 import logging
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,10 @@ from tqdm.auto import tqdm
 from mtl.data.base import DataModule
 from mtl.engine.checkpoint import load_checkpoint, save_checkpoint
 from mtl.engine.logger import TensorBoardLogger
-from mtl.engine.metrics import Metrics, evaluate, trivial_baseline
+from mtl.engine.metrics import Metrics, evaluate, to_device, trivial_baseline
 from mtl.engine.visuals import prediction_grid
 from mtl.errors import ConfigError, DataError
-from mtl.strategies.base import SharingStrategy
+from mtl.strategies.base import Images, SharingStrategy, predict
 from mtl.tasks import Task
 from mtl.weighting.base import Weighting
 
@@ -101,7 +102,7 @@ class Trainer:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def train_step(self, images: Tensor, targets: Mapping[str, Tensor]) -> tuple[dict[str, float], dict[str, float]]:
+    def train_step(self, images: Images, targets: Mapping[str, Tensor]) -> tuple[dict[str, float], dict[str, float]]:
         """Forward, per-task losses, ``weighting.backward``, optimizer step; returns raw losses and weighting logs."""
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
@@ -191,7 +192,7 @@ class Trainer:
         count = 0
         bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{self.epochs}", disable=not self.progress, leave=False)
         for images, targets in bar:
-            images = images.to(self.device, non_blocking=True)
+            images = to_device(images, self.device)
             targets = {name: targets[name].to(self.device, non_blocking=True) for name in self.tasks}
             losses, logs = self.train_step(images, targets)
             count += 1
@@ -210,7 +211,7 @@ class Trainer:
 
     def _evaluate(self, train_losses: Mapping[str, float], higher: Mapping[str, Mapping[str, bool]]) -> None:
         self.strategy.eval()
-        metrics = evaluate(self.strategy, self.tasks, self.data.val_loader(), self.device)
+        metrics = evaluate(partial(predict, self.strategy), self.tasks, self.data.val_loader(), self.device)
         self.strategy.train()
         for name, values in metrics.items():
             self.logger.scalars(values, self.step, prefix=f"val/{name}/")
@@ -234,6 +235,8 @@ class Trainer:
     @torch.no_grad()
     def _log_images(self) -> None:
         images, targets = next(iter(self.data.val_loader()))
+        if not isinstance(images, Tensor):
+            return  # multi-input data sets have no single picture per row
         images = images[: self.num_images]
         self.strategy.eval()
         predictions = self.strategy(images.to(self.device))

@@ -84,6 +84,17 @@ class SharingStrategy(nn.Module):
         return f"tasks={self.task_names}"
 
 
+Images = Tensor | Mapping[str, Tensor]
+
+
+def predict(strategy: SharingStrategy, images: Images) -> dict[str, Tensor]:
+    """Predictions for a batch: one shared input (a tensor), or one input per task (a dict: multi-input data
+    sets such as Office, where task ``t``'s prediction comes from ``strategy(images[t])[t]``)."""
+    if isinstance(images, Tensor):
+        return strategy(images)
+    return {name: strategy(task_images)[name] for name, task_images in images.items()}
+
+
 @torch.no_grad()
 def probe_features(encoder: nn.Module, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
     """C, h, w of the feature map ``encoder`` makes from one ``input_shape`` image (a dry run in eval mode)."""

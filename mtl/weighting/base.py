@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl.errors import ConfigError
-from mtl.strategies.base import SharingStrategy
+from mtl.strategies.base import Images, SharingStrategy, predict
 from mtl.weighting.gradients import per_task_grads, set_flat_grad
 
 MODES = ("param", "rep")
@@ -31,9 +31,9 @@ class Weighting(nn.Module):
             raise ConfigError(f"{type(self).__name__} needs at least one task name")
         self.task_names = list(task_names)
 
-    def predict(self, strategy: SharingStrategy, x: Tensor) -> dict[str, Tensor]:
+    def predict(self, strategy: SharingStrategy, images: Images) -> dict[str, Tensor]:
         """The forward pass whose predictions ``backward`` will see (rep-mode methods hook in here)."""
-        return strategy(x)
+        return predict(strategy, images)
 
     def backward(self, losses: Mapping[str, Tensor], strategy: SharingStrategy) -> dict[str, float]:
         """Backpropagate one update into ``.grad`` of the strategy's parameters; return scalars to log."""
@@ -91,15 +91,20 @@ class GradientWeighting(Weighting):
     def aggregate(self, grads: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def predict(self, strategy: SharingStrategy, x: Tensor) -> dict[str, Tensor]:
+    def predict(self, strategy: SharingStrategy, images: Images) -> dict[str, Tensor]:
         if self.mode == "param":
-            return strategy(x)
+            return predict(strategy, images)
+        if not isinstance(images, Tensor):
+            raise ConfigError(
+                "weighting.mode=rep needs one input shared by all tasks; this data set gives each task its own "
+                "input (multi-input): use weighting.mode=param"
+            )
         if not strategy.supports_rep_mode:
             raise ConfigError(
                 f"weighting.mode=rep needs a strategy with one shared representation (encode/decode); "
                 f"{type(strategy).__name__} has none: use weighting.mode=param"
             )
-        z = strategy.encode(x)
+        z = strategy.encode(images)
         z_leaf = z.detach().requires_grad_(True)
         self._representation = (z, z_leaf)
         return strategy.decode(z_leaf)
