@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from mtl import delta_m
 from mtl.engine.checkpoint import load_checkpoint, save_checkpoint
 from mtl.engine.metrics import evaluate
-from mtl.errors import DataError
+from mtl.errors import ConfigError, DataError
 from mtl.strategies.base import predict
 from mtl.train import build, run
 from tests.conftest import TINY, compose_config
@@ -125,3 +125,14 @@ def test_multi_input_batches_predict_each_task_from_its_own_images() -> None:
     batches = [({"seg": first, "count": second}, targets)]
     metrics = evaluate(partial(predict, strategy), parts.tasks, batches, torch.device("cpu"))
     assert set(metrics) == {"seg", "count"}
+
+
+def test_bf16_autocast_trains_and_evaluates(tmp_path: Path) -> None:
+    record = run(compose_config([*TINY, "trainer.precision=bf16"]), tmp_path)
+    assert all(math.isfinite(v) for values in record["tasks"].values() for v in values.values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_asking_for_cuda_without_a_gpu_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        build(compose_config([*TINY, "trainer.device=cuda"]))
