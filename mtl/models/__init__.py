@@ -2,6 +2,8 @@
 
 from mtl.models.encoders import Encoder, ResNetEncoder, SmallCNN, conv_bn_relu
 from mtl.models.heads import HEAD_OUTPUTS, HEADS, DenseHead, LSTMHead, PooledHead, build_head
+from mtl.models.lenet import LeNet
+from mtl.models.segnet import SegNet
 
 __all__ = [
     "HEADS",
@@ -9,8 +11,10 @@ __all__ = [
     "DenseHead",
     "Encoder",
     "LSTMHead",
+    "LeNet",
     "PooledHead",
     "ResNetEncoder",
+    "SegNet",
     "SmallCNN",
     "build_head",
     "conv_bn_relu",
