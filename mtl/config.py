@@ -7,6 +7,7 @@ registered in Hydra's ConfigStore under the option's group as ``schema`` when th
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,8 @@ class TrainerSchema:
     resume: bool = True
     trivial_baseline: bool = True
     progress: bool = True
+    baseline: str | None = None
+    average_last: int = 1
     optimizer: Any = field(default_factory=dict)
     scheduler: Any = None
 
@@ -50,6 +53,66 @@ class ScenesSchema:
     classes: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class DiskDataSchema:
+    """Fields shared by the data sets read from disk (``root``: where the files are, see docs/datasets.md)."""
+
+    _target_: str = ""
+    root: str = ""
+    batch_size: int = 32
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+    classes: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class NYUv2Schema(DiskDataSchema):
+    _target_: str = "mtl.data.nyuv2.NYUv2Data"
+    root: str = "data/nyuv2"
+    batch_size: int = 2
+    augment: bool = True
+    image_size: list[int] = field(default_factory=lambda: [288, 384])
+
+
+@dataclass
+class CityScapesSchema(DiskDataSchema):
+    _target_: str = "mtl.data.cityscapes.CityScapesData"
+    root: str = "data/cityscapes"
+    batch_size: int = 8
+    seg_classes: int = 7
+    augment: bool = True
+    image_size: list[int] = field(default_factory=lambda: [128, 256])
+
+
+@dataclass
+class CelebASchema(DiskDataSchema):
+    _target_: str = "mtl.data.celeba.CelebAData"
+    root: str = "data"
+    batch_size: int = 256
+    image_size: int = 64
+    eval_split: str = "valid"
+    check_md5: bool = False
+
+
+@dataclass
+class MultiMNISTSchema(DiskDataSchema):
+    _target_: str = "mtl.data.multimnist.MultiMNISTData"
+    root: str = "data"
+    batch_size: int = 256
+    seed: int = 0
+
+
+@dataclass
+class OfficeSchema(DiskDataSchema):
+    _target_: str = "mtl.data.office.OfficeData"
+    root: str = "data/office-31"
+    dataset: str = "office-31"
+    split_dir: str | None = None
+    image_size: int = 224
+    eval_split: str = "val"
+    batch_size: int = 64
+
+
 # ----------------------------------------------------------------------------- encoders
 @dataclass
 class SmallCNNSchema:
@@ -68,10 +131,47 @@ class ResNetSchema:
     weights: str | None = None
 
 
+@dataclass
+class SegNetSchema:
+    _target_: str = "mtl.models.SegNet"
+    _partial_: bool = True
+    widths: list[int] = field(default_factory=lambda: [64, 128, 256, 512, 512])
+
+
+@dataclass
+class LeNetSchema:
+    _target_: str = "mtl.models.LeNet"
+    _partial_: bool = True
+    widths: list[int] = field(default_factory=lambda: [10, 20, 50])
+    dropout: float = 0.5
+
+
 # ----------------------------------------------------------------------------- strategies
 @dataclass
 class StrategySchema:
     _target_: str = "mtl.strategies.HardSharing"
+
+
+@dataclass
+class CrossStitchSchema:
+    _target_: str = "mtl.strategies.CrossStitch"
+    alpha_same: float = 0.9
+    per_channel: bool = False
+
+
+@dataclass
+class MMoESchema:
+    _target_: str = "mtl.strategies.MMoE"
+    num_experts: int = 3
+    gate_pool: int = 4
+
+
+@dataclass
+class ExtractionSchema:
+    _target_: str = "mtl.strategies.PLE"
+    num_shared_experts: int = 1
+    num_task_experts: int = 1
+    gate_pool: int = 4
 
 
 # ----------------------------------------------------------------------------- weighting
@@ -80,21 +180,119 @@ class LossWeightingSchema:
     _target_: str = "mtl.weighting.EqualWeighting"
 
 
+@dataclass
+class LearnedScalesSchema(LossWeightingSchema):
+    init: float = 0.0
+
+
+@dataclass
+class DWASchema(LossWeightingSchema):
+    temperature: float = 2.0
+
+
+@dataclass
+class RLWSchema(LossWeightingSchema):
+    seed: int | None = None
+
+
+@dataclass
+class FAMOSchema(LossWeightingSchema):
+    w_lr: float = 0.025
+    gamma: float = 0.01
+    update: str = "same_batch"
+    min_losses: list[float] | None = None
+    epsilon: float = 1e-8
+
+
+@dataclass
+class GradientWeightingSchema:
+    _target_: str = "mtl.weighting.MGDA"
+    mode: str = "param"
+    diagnostics_every: int = 10
+
+
+@dataclass
+class SeededGradientSchema(GradientWeightingSchema):
+    seed: int | None = None
+
+
+@dataclass
+class GradVacSchema(SeededGradientSchema):
+    beta: float = 0.01
+
+
+@dataclass
+class CAGradSchema(GradientWeightingSchema):
+    c: float = 0.4
+
+
+@dataclass
+class GradNormSchema(GradientWeightingSchema):
+    alpha: float = 1.5
+
+
+@dataclass
+class DBMTLSchema(GradientWeightingSchema):
+    beta: float = 0.9
+    beta_sigma: float = 0.0
+    epsilon: float = 1e-8
+
+
 # (group, name, schema): an option lists its schema first in its yaml defaults, e.g. ``defaults: [schema, _self_]``.
 SCHEMAS: list[tuple[str, str, type]] = [
     ("trainer", "schema", TrainerSchema),
     ("data", "scenes_schema", ScenesSchema),
+    ("data", "nyuv2_schema", NYUv2Schema),
+    ("data", "cityscapes_schema", CityScapesSchema),
+    ("data", "celeba_schema", CelebASchema),
+    ("data", "multimnist_schema", MultiMNISTSchema),
+    ("data", "office_schema", OfficeSchema),
     ("encoder", "small_cnn_schema", SmallCNNSchema),
     ("encoder", "resnet_schema", ResNetSchema),
+    ("encoder", "segnet_schema", SegNetSchema),
+    ("encoder", "lenet_schema", LeNetSchema),
     ("strategy", "schema", StrategySchema),
+    ("strategy", "cross_stitch_schema", CrossStitchSchema),
+    ("strategy", "mmoe_schema", MMoESchema),
+    ("strategy", "extraction_schema", ExtractionSchema),
     ("weighting", "loss_schema", LossWeightingSchema),
+    ("weighting", "learned_scales_schema", LearnedScalesSchema),
+    ("weighting", "dwa_schema", DWASchema),
+    ("weighting", "rlw_schema", RLWSchema),
+    ("weighting", "famo_schema", FAMOSchema),
+    ("weighting", "gradient_schema", GradientWeightingSchema),
+    ("weighting", "seeded_gradient_schema", SeededGradientSchema),
+    ("weighting", "gradvac_schema", GradVacSchema),
+    ("weighting", "cagrad_schema", CAGradSchema),
+    ("weighting", "gradnorm_schema", GradNormSchema),
+    ("weighting", "db_mtl_schema", DBMTLSchema),
 ]
 
 
+RUN_NAME_LIMIT = 200  # file names may have 255 bytes; the job number and "_" come first
+
+
+def run_name(overrides: str) -> str:
+    """A sweep job's folder name from its overrides: one path component (``/`` → ``_``) of at most
+    ``RUN_NAME_LIMIT`` characters (long ones are cut and end in a hash so they stay distinct)."""
+    name = overrides.replace("/", "_") or "default"
+    if len(name) <= RUN_NAME_LIMIT:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+    return f"{name[: RUN_NAME_LIMIT - 9]}~{digest}"
+
+
+RESOLVERS = {
+    "mtl.add": lambda *values: sum(values),  # ${mtl.add:${data.max_objects},1}
+    "mtl.run_name": run_name,  # ${mtl.run_name:${hydra.job.override_dirname}}
+}
+
+
 def register() -> None:
-    """Register the schemas and the ``mtl.add`` resolver (``${mtl.add:${data.max_objects},1}``)."""
-    if not OmegaConf.has_resolver("mtl.add"):
-        OmegaConf.register_new_resolver("mtl.add", lambda *values: sum(values))
+    """Register the schemas and the ``mtl.*`` resolvers."""
+    for name, resolver in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
     store = ConfigStore.instance()
     for group, name, node in SCHEMAS:
         store.store(group=group, name=name, node=node)

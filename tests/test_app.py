@@ -123,3 +123,14 @@ def test_non_editable_install_runs_from_any_directory(tmp_path: Path) -> None:
     result = mtl_train(*TINY, "hydra.run.dir=run", cwd=work, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (work / "run" / "metrics.json").exists()
+
+
+def test_sweep_folder_names_are_one_short_path_component() -> None:
+    from mtl.config import RUN_NAME_LIMIT, run_name
+
+    assert run_name("strategy=hard,seed=0") == "strategy=hard,seed=0"
+    assert run_name("trainer.baseline=runs/stl") == "trainer.baseline=runs_stl"
+    assert run_name("") == "default"
+    long_a, long_b = "x" * 300 + "a", "x" * 300 + "b"
+    assert len(run_name(long_a)) == RUN_NAME_LIMIT
+    assert run_name(long_a) != run_name(long_b)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar.layout_pb2 import Layout
+from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 from mtl import delta_m
 from mtl.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -23,7 +26,7 @@ from tests.conftest import TINY, compose_config
 def events(run_dir: Path) -> EventAccumulator:
     files = list(run_dir.glob("events.out.tfevents.*"))
     assert files, f"no TensorBoard event file in {run_dir}"
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     accumulator.Reload()
     return accumulator
 
@@ -88,6 +91,15 @@ def test_a_tiny_run_writes_metrics_checkpoint_and_tensorboard(tmp_path: Path) ->
     assert {"predictions/seg", "predictions/depth", "predictions/normal"} <= set(accumulator.Tags()["images"])
     plugins = accumulator.PluginTagToContent("hparams")
     assert "_hparams_/experiment" in plugins and "_hparams_/session_start_info" in plugins
+    experiment = HParamsPluginData.FromString(plugins["_hparams_/experiment"]).experiment
+    metric_tags = {info.name.tag for info in experiment.metric_infos}
+    assert metric_tags == {"val/delta_m"} | {f"val/{t}/{m}" for t, values in saved["tasks"].items() for m in values}
+    layout = Layout.FromString(accumulator.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    charts = {chart.title: chart for category in layout.category for chart in category.chart}
+    seg_chart = charts["seg: val metrics"].multiline.tag
+    assert [re.fullmatch(pattern, "val/seg/miou") is not None for pattern in seg_chart] == [True, False]
+    assert len(seg_chart) == len(saved["tasks"]["seg"])
+    assert {"train losses", "task weights", "Δm% (lower is better)", "sequence: train loss"} <= set(charts)
     assert not [p for p in tmp_path.iterdir() if p.is_dir() and p.name != "checkpoints"], "no hparams sub-run"
 
 

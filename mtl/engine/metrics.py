@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib import resources
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -41,6 +44,70 @@ def delta_m(
     if not terms:
         raise ValueError("Δm needs at least one metric")
     return sum(terms) / len(terms)
+
+
+def missing_metrics(metrics: Mapping[str, Iterable[str]], baseline: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """The ``task/metric`` names of ``metrics`` (``{task: metric names}``) that ``baseline`` lacks."""
+    return [f"{task}/{name}" for task, names in metrics.items() for name in names if name not in baseline.get(task, {})]
+
+
+def mean_metrics(evaluations: Sequence[Mapping[str, Mapping[str, float]]]) -> Metrics:
+    """Metric-wise mean of several evaluations with the same tasks and metrics (the last-N-epochs protocol)."""
+    if not evaluations:
+        raise ValueError("mean_metrics needs at least one evaluation")
+    first = evaluations[0]
+    return {
+        task: {name: sum(e[task][name] for e in evaluations) / len(evaluations) for name in values}
+        for task, values in first.items()
+    }
+
+
+def shipped_baselines() -> list[str]:
+    """Names of the published single-task baselines shipped in ``mtl/baselines`` (usable as ``baseline=<name>``)."""
+    return sorted(
+        item.name.removesuffix(".json")
+        for item in resources.files("mtl.baselines").iterdir()
+        if item.name.endswith(".json")
+    )
+
+
+def load_baseline(source: str | Path) -> Metrics:
+    """Single-task metrics ``{task: {metric: value}}`` from a file, a run directory, or a shipped name.
+
+    ``source`` is a JSON file (either ``{task: {metric: value}}`` or a record with a ``"tasks"`` key, like a run's
+    ``metrics.json``), the directory of a run (usually ``strategy=independent``; its ``metrics.json`` is read),
+    or the name of a shipped baseline (see :func:`shipped_baselines`).
+    """
+    path = Path(source)
+    if path.is_dir():
+        path = path / "metrics.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"baseline directory {source} has no metrics.json: give a finished run's directory")
+    elif not path.is_file():
+        shipped = resources.files("mtl.baselines") / f"{source}.json"
+        if not shipped.is_file():
+            raise FileNotFoundError(
+                f"baseline {str(source)!r} is neither a file, a run directory, nor a shipped baseline "
+                f"(shipped: {', '.join(shipped_baselines())})"
+            )
+        return _parse_baseline(json.loads(shipped.read_text()), f"shipped baseline {source}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"baseline file {path} is not valid JSON ({error})") from None
+    return _parse_baseline(data, str(path))
+
+
+def _parse_baseline(data: object, where: str) -> Metrics:
+    tasks = data.get("tasks", data) if isinstance(data, Mapping) else None
+    if not isinstance(tasks, Mapping) or not tasks:
+        raise ValueError(f"baseline {where} must map task -> {{metric: value}} (or hold that under 'tasks')")
+    result: Metrics = {}
+    for task, values in tasks.items():
+        if not isinstance(values, Mapping) or not all(isinstance(v, int | float) for v in values.values()):
+            raise ValueError(f"baseline {where}: task {task!r} must map metric names to numbers, got {values!r}")
+        result[task] = {name: float(value) for name, value in values.items()}
+    return result
 
 
 def _to_float(values: Mapping[str, Tensor]) -> dict[str, float]:

@@ -17,8 +17,17 @@ from tqdm.auto import tqdm
 
 from mtl.data.base import DataModule
 from mtl.engine.checkpoint import load_checkpoint, save_checkpoint
-from mtl.engine.logger import TensorBoardLogger
-from mtl.engine.metrics import Metrics, evaluate, to_device, trivial_baseline
+from mtl.engine.logger import DELTA_M_TAG, TensorBoardLogger, scalar_layout
+from mtl.engine.metrics import (
+    Metrics,
+    delta_m,
+    evaluate,
+    load_baseline,
+    mean_metrics,
+    missing_metrics,
+    to_device,
+    trivial_baseline,
+)
 from mtl.engine.visuals import prediction_grid
 from mtl.errors import ConfigError, DataError
 from mtl.strategies.base import Images, SharingStrategy, predict
@@ -47,7 +56,9 @@ class Trainer:
     """Fits a strategy on a data module's tasks with a weighting scheme; writes everything to ``run_dir``.
 
     ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``): the optimizer is called with the
-    parameters, the scheduler (stepped once per epoch) with the optimizer.
+    parameters, the scheduler (stepped once per epoch) with the optimizer. ``baseline`` (a single-task metrics
+    file, an ``independent`` run directory, or a shipped name such as ``nyuv2_stl``) turns on Δm%;
+    ``average_last`` reports the mean of the last N evaluations (the papers' last-epochs protocol).
     """
 
     def __init__(
@@ -66,6 +77,8 @@ class Trainer:
         resume: bool = True,
         trivial_baseline: bool = True,
         progress: bool = True,
+        baseline: str | None = None,
+        average_last: int = 1,
     ) -> None:
         precision = str(precision)
         if precision not in PRECISIONS:
@@ -76,6 +89,7 @@ class Trainer:
             ("epochs", epochs, 1),
             ("eval_every", eval_every, 1),
             ("log_every", log_every, 1),
+            ("average_last", average_last, 1),
         ):
             if value < low:
                 raise ConfigError(f"trainer.{key} must be >= {low}, got {value}")
@@ -95,6 +109,12 @@ class Trainer:
         self.resume = resume
         self.compute_trivial = trivial_baseline
         self.progress = progress
+        self.average_last = average_last
+        self.baseline_source = None if baseline is None else str(baseline)
+        try:
+            self.baseline = None if baseline is None else load_baseline(baseline)
+        except (FileNotFoundError, ValueError) as error:
+            raise ConfigError(f"trainer.baseline: {error}") from None
 
     # ----------------------------------------------------------------- the step
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -121,8 +141,18 @@ class Trainer:
         if self.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.strategy.parameters(), self.grad_clip)
         self.optimizer.step()
+        logs.update(self.weighting.after_step(lambda: self._losses_after_step(images, targets)))
         self.step += 1
         return values, logs
+
+    @torch.no_grad()
+    def _losses_after_step(self, images: Images, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The weighted task losses on the same batch after the update (only weightings that need it call this)."""
+        with self.autocast():
+            predictions = predict(self.strategy, images)
+        return {
+            name: task.loss(predictions[name].float(), targets[name]) * task.weight for name, task in self.tasks.items()
+        }
 
     # ----------------------------------------------------------------- fit
     def fit(
@@ -152,12 +182,20 @@ class Trainer:
         self.step, self.epoch = 0, 0
         self.trivial: Metrics | None = None
         self.record: dict[str, Any] | None = None
+        self.history: list[Metrics] = []
+        higher = {name: dict(task.higher_is_better) for name, task in self.tasks.items()}
+        if self.baseline is not None and (missing := missing_metrics(higher, self.baseline)):
+            present = [f"{task}/{name}" for task, values in self.baseline.items() for name in values]
+            raise ConfigError(
+                f"trainer.baseline={self.baseline_source} has no value for {', '.join(missing)}; Δm% needs every "
+                f"metric of every task (it has {', '.join(present)})"
+            )
         self._restore()
 
         self.logger = TensorBoardLogger(self.run_dir)
-        higher = {name: dict(task.higher_is_better) for name, task in self.tasks.items()}
+        self.logger.layout(scalar_layout(higher))
         tags = [f"val/{name}/{metric}" for name, metrics in higher.items() for metric in metrics]
-        self.logger.hparams(hparams or {}, tags)
+        self.logger.hparams(hparams or {}, [DELTA_M_TAG, *tags])
         log.info("run directory: %s", self.run_dir.resolve())
         log.info("device %s, %d parameters", self.device, sum(p.numel() for p in parameters))
         if self.compute_trivial and self.trivial is None:
@@ -168,6 +206,7 @@ class Trainer:
             while self.epoch < self.epochs and not self._out_of_steps():
                 generator.manual_seed(seed * 1_000_003 + self.epoch)
                 train_losses = self._train_epoch(data.train_loader(generator))
+                self.weighting.on_epoch_end()
                 self.epoch += 1
                 if self.scheduler is not None:
                     self.scheduler.step()
@@ -217,11 +256,19 @@ class Trainer:
             self.logger.scalars(values, self.step, prefix=f"val/{name}/")
         if self.image_every and (self.epoch % self.image_every == 0 or self.epoch == self.epochs):
             self._log_images()
+        self.history = [*self.history, metrics][-self.average_last :]
+        reported = mean_metrics(self.history)
+        delta = None if self.baseline is None else delta_m(reported, self.baseline, higher)
+        if delta is not None:
+            self.logger.scalars({DELTA_M_TAG: delta}, self.step)
         self.record = {
             "epoch": self.epoch,
             "step": self.step,
-            "tasks": metrics,
-            "delta_m": None,
+            "tasks": reported,
+            "delta_m": delta,
+            "baseline": self.baseline_source,
+            "protocol": {"split": "val", "average_last": self.average_last, "evaluations": len(self.history)},
+            "last_evaluation": metrics,
             "trivial": self.trivial,
             "higher_is_better": higher,
             "train_loss": dict(train_losses),
@@ -231,6 +278,8 @@ class Trainer:
         tmp.write_text(json.dumps(self.record, indent=2))
         tmp.replace(path)
         log.info("epoch %d step %d: %s", self.epoch, self.step, _one_line(metrics))
+        if delta is not None:
+            log.info("Δm%% against %s: %.2f (lower is better)", self.baseline_source, delta)
 
     @torch.no_grad()
     def _log_images(self) -> None:
@@ -268,6 +317,7 @@ class Trainer:
             "step": self.step,
             "trivial": self.trivial,
             "record": self.record,
+            "history": self.history,
         }
 
     def _save(self) -> None:
@@ -291,6 +341,7 @@ class Trainer:
             ) from error
         self.epoch, self.step = state["epoch"], state["step"]
         self.trivial, self.record = state.get("trivial"), state.get("record")
+        self.history = state.get("history", [])
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
 
     # ----------------------------------------------------------------- summary
