@@ -148,3 +148,9 @@ def test_bf16_autocast_trains_and_evaluates(tmp_path: Path) -> None:
 def test_asking_for_cuda_without_a_gpu_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no CUDA device"):
         build(compose_config([*TINY, "trainer.device=cuda"]))
+
+
+def test_strategy_diagnostics_such_as_mmoe_gates_reach_tensorboard(tmp_path: Path) -> None:
+    run(compose_config([*TINY, "strategy=mmoe", "trainer.log_every=1"]), tmp_path)
+    gates = [tag for tag in events(tmp_path).Tags()["scalars"] if tag.startswith("gate/")]
+    assert "gate/seg/expert0" in gates and "gate/sequence/expert1" in gates

@@ -240,7 +240,7 @@ class Trainer:
             if self.step % self.log_every == 0 or self.step == 1:
                 total = sum(self.tasks[name].weight * value for name, value in losses.items())
                 self.logger.scalars({**losses, "total": total}, self.step, prefix="train/loss/")
-                self.logger.scalars(logs, self.step)
+                self.logger.scalars({**logs, **self.strategy.diagnostics()}, self.step)
                 self.logger.scalars({"lr": self.optimizer.param_groups[0]["lr"]}, self.step, prefix="train/")
                 bar.set_postfix({name: f"{value:.3f}" for name, value in losses.items()}, refresh=False)
             if self._out_of_steps():

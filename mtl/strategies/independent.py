@@ -20,7 +20,7 @@ class Independent(SharingStrategy):
         self.heads = self.build_heads(first, tasks)
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return {name: head(self.encoders[name](x)) for name, head in self.heads.items()}
+        return self.apply_heads({name: encoder(x) for name, encoder in self.encoders.items()})
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return []
