@@ -1,8 +1,8 @@
 """Structured-config schemas: typed fields so a typo or a wrong type fails when Hydra composes the config.
 
-Each yaml option lists its schema first in its defaults (``defaults: [schema, _self_]``); the schemas are
-registered in Hydra's ConfigStore under the option's group as ``schema`` when this module is imported (the app
-``mtl.train`` imports it).
+Each yaml option lists its schema first in its defaults, e.g. ``defaults: [/schema/strategy/base@_here_, _self_]``.
+The schemas are registered in Hydra's ConfigStore under ``schema/<group>`` (so they do not show up as options of
+the group) when this module is imported (the app ``mtl.train`` imports it).
 """
 
 from __future__ import annotations
@@ -238,34 +238,35 @@ class DBMTLSchema(GradientWeightingSchema):
     epsilon: float = 1e-8
 
 
-# (group, name, schema): an option lists its schema first in its yaml defaults, e.g. ``defaults: [schema, _self_]``.
+# (group, name, schema), stored as ``schema/<group>/<name>``; an option's yaml lists
+# ``/schema/<group>/<name>@_here_`` first in its defaults.
 SCHEMAS: list[tuple[str, str, type]] = [
-    ("trainer", "schema", TrainerSchema),
-    ("data", "scenes_schema", ScenesSchema),
-    ("data", "nyuv2_schema", NYUv2Schema),
-    ("data", "cityscapes_schema", CityScapesSchema),
-    ("data", "celeba_schema", CelebASchema),
-    ("data", "multimnist_schema", MultiMNISTSchema),
-    ("data", "office_schema", OfficeSchema),
-    ("encoder", "small_cnn_schema", SmallCNNSchema),
-    ("encoder", "resnet_schema", ResNetSchema),
-    ("encoder", "segnet_schema", SegNetSchema),
-    ("encoder", "lenet_schema", LeNetSchema),
-    ("strategy", "schema", StrategySchema),
-    ("strategy", "cross_stitch_schema", CrossStitchSchema),
-    ("strategy", "mmoe_schema", MMoESchema),
-    ("strategy", "extraction_schema", ExtractionSchema),
-    ("weighting", "loss_schema", LossWeightingSchema),
-    ("weighting", "learned_scales_schema", LearnedScalesSchema),
-    ("weighting", "dwa_schema", DWASchema),
-    ("weighting", "rlw_schema", RLWSchema),
-    ("weighting", "famo_schema", FAMOSchema),
-    ("weighting", "gradient_schema", GradientWeightingSchema),
-    ("weighting", "seeded_gradient_schema", SeededGradientSchema),
-    ("weighting", "gradvac_schema", GradVacSchema),
-    ("weighting", "cagrad_schema", CAGradSchema),
-    ("weighting", "gradnorm_schema", GradNormSchema),
-    ("weighting", "db_mtl_schema", DBMTLSchema),
+    ("trainer", "base", TrainerSchema),
+    ("data", "scenes", ScenesSchema),
+    ("data", "nyuv2", NYUv2Schema),
+    ("data", "cityscapes", CityScapesSchema),
+    ("data", "celeba", CelebASchema),
+    ("data", "multimnist", MultiMNISTSchema),
+    ("data", "office", OfficeSchema),
+    ("encoder", "small_cnn", SmallCNNSchema),
+    ("encoder", "resnet", ResNetSchema),
+    ("encoder", "segnet", SegNetSchema),
+    ("encoder", "lenet", LeNetSchema),
+    ("strategy", "base", StrategySchema),
+    ("strategy", "cross_stitch", CrossStitchSchema),
+    ("strategy", "mmoe", MMoESchema),
+    ("strategy", "extraction", ExtractionSchema),
+    ("weighting", "loss", LossWeightingSchema),
+    ("weighting", "learned_scales", LearnedScalesSchema),
+    ("weighting", "dwa", DWASchema),
+    ("weighting", "rlw", RLWSchema),
+    ("weighting", "famo", FAMOSchema),
+    ("weighting", "gradient", GradientWeightingSchema),
+    ("weighting", "seeded_gradient", SeededGradientSchema),
+    ("weighting", "gradvac", GradVacSchema),
+    ("weighting", "cagrad", CAGradSchema),
+    ("weighting", "gradnorm", GradNormSchema),
+    ("weighting", "db_mtl", DBMTLSchema),
 ]
 
 
@@ -295,7 +296,7 @@ def register() -> None:
             OmegaConf.register_new_resolver(name, resolver)
     store = ConfigStore.instance()
     for group, name, node in SCHEMAS:
-        store.store(group=group, name=name, node=node)
+        store.store(group=f"schema/{group}", name=name, node=node)
 
 
 register()

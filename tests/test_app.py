@@ -134,3 +134,12 @@ def test_sweep_folder_names_are_one_short_path_component() -> None:
     long_a, long_b = "x" * 300 + "a", "x" * 300 + "b"
     assert len(run_name(long_a)) == RUN_NAME_LIMIT
     assert run_name(long_a) != run_name(long_b)
+
+
+@pytest.mark.parametrize("group", ["data", "encoder", "strategy", "weighting", "trainer"])
+def test_schemas_are_not_listed_as_options_of_their_group(group: str) -> None:
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config([f"{group}=nope"])
+    section = str(info.value).split("Available options in")[1].split("Config search path")[0]
+    listed = [line.strip() for line in section.splitlines()[1:] if line.strip()]
+    assert listed == options(group)
