@@ -146,9 +146,23 @@ class GradientWeighting(Weighting):
         self._gram = gram.detach()
 
     def solver_failed(self, message: str) -> None:
-        """Count and report a solver that did not converge; its last iterate is used, never another method."""
+        """Count and report a solver that did not converge; its last iterate is used, never another method.
+
+        Every failure is counted (``solver_failures`` in the logs, so TensorBoard shows each one); the warning is
+        written for the 1st, 2nd, 4th, 8th, ... failure so that a method stuck near a Pareto-stationary point
+        does not flood the log, and each warning says how many there have been.
+        """
         self.solver_failures += 1
-        log.warning("%s solver failure #%d at step %d: %s", self.name, int(self.solver_failures), self.step, message)
+        count = int(self.solver_failures)
+        if count & (count - 1) == 0:
+            log.warning(
+                "%s solver failure #%d at step %d: %s (warnings are shown for failure 1, 2, 4, 8, ...; every one is "
+                "counted in solver_failures)",
+                self.name,
+                count,
+                self.step,
+                message,
+            )
 
     @property
     def step(self) -> int:
