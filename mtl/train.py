@@ -83,6 +83,11 @@ def build(cfg: DictConfig) -> Components:
     encoder = create(cfg.encoder, _partial_=True, in_channels=input_shape[0])
     strategy = create(cfg.strategy, encoder=encoder, tasks=tasks, input_shape=input_shape)
     weighting = create(cfg.weighting, task_names=list(tasks))
+    if getattr(weighting, "mode", "param") == "rep" and not strategy.supports_rep_mode:
+        raise ConfigError(
+            f"weighting.mode=rep needs a strategy with one shared representation (encode/decode); "
+            f"{type(strategy).__name__} has none: use weighting.mode=param or strategy=hard"
+        )
     trainer = create(cfg.trainer)
     return Components(data, tasks, strategy, weighting, trainer)
 

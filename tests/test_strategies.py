@@ -245,3 +245,9 @@ def test_every_strategy_trains_with_a_resnet18_encoder(name: str) -> None:
     assert predictions["count"].shape == (2, parts.tasks["count"].num_classes)
     sum(task.loss(predictions[key], targets[key]) for key, task in parts.tasks.items()).backward()
     assert all(p.grad is not None for p in parts.strategy.parameters())
+
+
+@pytest.mark.parametrize("name", [name for name in STRATEGIES if name != "hard"])
+def test_rep_mode_with_a_strategy_without_shared_representation_fails_at_build(name: str) -> None:
+    with pytest.raises(ConfigError, match=r"weighting\.mode=rep"):
+        build_strategy(name, ["weighting=pcgrad", "weighting.mode=rep"])
