@@ -141,6 +141,7 @@ def plot(results: dict[str, list[Tensor]], path: Path) -> None:
     axes.flat[0].legend(loc="upper right", fontsize=8)
     figure.suptitle("toy problem: θ trajectories over the mean loss, Pareto set in red")
     figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=80)
     plt.close(figure)
 
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict[str, float | bool
     plot(paths, args.out)
     print(f"wrote {args.out}")
     if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2))
     return summary
 
