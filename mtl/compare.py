@@ -224,10 +224,12 @@ def assign_baselines(configurations: Sequence[Configuration], baseline: str | No
 
 
 # ----------------------------------------------------------------------------- table
-def _format(mean: float, std: float) -> str:
-    """``mean ± std`` with decimals fitting the magnitude (fractions 4, degrees and percents 2)."""
-    decimals = 4 if abs(mean) < 10 else 2 if abs(mean) < 1000 else 0
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+def _format(mean: float, std: float, runs: int, sign: str = "") -> str:
+    """``mean ± std`` with decimals fitting the magnitude (fractions 4, degrees and percents 2); a single run has
+    no spread, so it shows the value alone rather than a misleading ``± 0``."""
+    decimals = 4 if abs(mean) < 10 and not sign else 2 if abs(mean) < 1000 else 0
+    value = f"{mean:{sign}.{decimals}f}"
+    return value if runs < 2 else f"{value} ± {std:.{decimals}f}"
 
 
 @dataclass
@@ -274,8 +276,8 @@ def build_table(configurations: Sequence[Configuration]) -> Table:
             [
                 configuration.label,
                 seeds,
-                *(_format(mean, std) for mean, std in stats),
-                "–" if delta is None else f"{delta[0]:+.2f} ± {delta[1]:.2f}",
+                *(_format(mean, std, len(configuration.runs)) for mean, std in stats),
+                "–" if delta is None else _format(*delta, len(configuration.delta_m), sign="+"),
                 f"{ranks[index]:.2f}",
             ]
         )

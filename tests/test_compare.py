@@ -170,3 +170,12 @@ def test_mean_rank_averages_ranks_with_ties_over_metrics() -> None:
 
 def _run(metrics: dict) -> Run:
     return Run(Path("."), {}, 0, metrics, {}, 0)
+
+
+def test_a_single_run_shows_no_spread() -> None:
+    from mtl.compare import _format
+
+    assert _format(0.5, 0.0, runs=1) == "0.5000"
+    assert _format(0.5, 0.01, runs=2) == "0.5000 ± 0.0100"
+    assert _format(-11.024, 0.0, runs=1, sign="+") == "-11.02"
+    assert _format(2.5, 1.0, runs=3, sign="+") == "+2.50 ± 1.00"
