@@ -60,22 +60,38 @@ class Encoder(nn.Module):
         return x
 
     def feature_size(self, input_shape: Sequence[int]) -> tuple[int, int]:
-        """Height and width of the final feature map for inputs of shape (C, H, W), found by a dry run.
+        """Height and width of the final feature map for inputs of shape (C, H, W) (see :func:`feature_shape`)."""
+        return feature_shape(self, input_shape)[1:]
 
-        Runs in eval mode without gradients so BatchNorm statistics are untouched and a batch of one works.
-        """
-        if len(input_shape) != 3:
-            raise ConfigError(f"{type(self).__name__}.feature_size expects (C, H, W), got {tuple(input_shape)}")
-        was_training = self.training
-        param = next(self.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-        try:
-            self.eval()
-            with torch.no_grad():
-                out = self(torch.zeros(1, *input_shape, device=device))
-        finally:
-            self.train(was_training)
-        return int(out.shape[-2]), int(out.shape[-1])
+
+@torch.no_grad()
+def feature_shape(encoder: nn.Module, input_shape: Sequence[int]) -> tuple[int, int, int]:
+    """C, h, w of the feature map any ``encoder`` makes from one ``input_shape`` (C, H, W) image.
+
+    A dry run in eval mode without gradients, so BatchNorm statistics are untouched and a batch of one works;
+    an encoder that cannot take the input, or shrinks it to nothing, is a ConfigError saying so.
+    """
+    name = type(encoder).__name__
+    if len(input_shape) != 3:
+        raise ConfigError(f"{name}: input shape must be (C, H, W), got {tuple(input_shape)}")
+    param = next(encoder.parameters(), None)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        features = encoder(torch.zeros(1, *input_shape, device=param.device if param is not None else None))
+    except RuntimeError as error:
+        raise ConfigError(
+            f"encoder {name} cannot process inputs of shape {tuple(input_shape)} (C, H, W): {error}"
+        ) from error
+    finally:
+        encoder.train(was_training)
+    if features.dim() != 4 or min(features.shape[2:]) < 1:
+        raise ConfigError(
+            f"encoder {name} turns inputs of shape {tuple(input_shape)} into features of shape "
+            f"{tuple(features.shape[1:])}; heads need a C×h×w feature map with h, w >= 1 "
+            "(use larger images or an encoder with fewer downsampling stages)"
+        )
+    return tuple(int(size) for size in features.shape[1:])
 
 
 class SmallCNN(Encoder):

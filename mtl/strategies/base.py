@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-import torch
 from torch import Tensor, nn
 
 from mtl.errors import ConfigError
+from mtl.models.encoders import feature_shape
 from mtl.models.heads import build_head
 from mtl.tasks import Task
 
@@ -92,7 +92,7 @@ class SharingStrategy(nn.Module):
 
     def build_heads(self, encoder: nn.Module, tasks: Mapping[str, Task]) -> nn.ModuleDict:
         """One head per task, sized from the feature map ``encoder`` produces for ``input_shape``."""
-        channels, height, width = probe_features(encoder, self.input_shape)
+        channels, height, width = feature_shape(encoder, self.input_shape)
         return nn.ModuleDict(
             {
                 name: build_head(
@@ -148,25 +148,3 @@ def predict(strategy: SharingStrategy, images: Images) -> dict[str, Tensor]:
     if isinstance(images, Tensor):
         return strategy(images)
     return {name: strategy(task_images)[name] for name, task_images in images.items()}
-
-
-@torch.no_grad()
-def probe_features(encoder: nn.Module, input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    """C, h, w of the feature map ``encoder`` makes from one ``input_shape`` image (a dry run in eval mode)."""
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        features = encoder(torch.zeros(1, *input_shape))
-    except RuntimeError as error:
-        raise ConfigError(
-            f"encoder {type(encoder).__name__} cannot process inputs of shape {tuple(input_shape)} (C, H, W): {error}"
-        ) from error
-    finally:
-        encoder.train(was_training)
-    if features.dim() != 4 or min(features.shape[2:]) < 1:
-        raise ConfigError(
-            f"encoder {type(encoder).__name__} turns inputs of shape {tuple(input_shape)} into features of "
-            f"shape {tuple(features.shape[1:])}; heads need a C×h×w feature map with h, w >= 1 "
-            "(use larger images or an encoder with fewer downsampling stages)"
-        )
-    return tuple(features.shape[1:])
