@@ -143,3 +143,11 @@ def test_schemas_are_not_listed_as_options_of_their_group(group: str) -> None:
     section = str(info.value).split("Available options in")[1].split("Config search path")[0]
     listed = [line.strip() for line in section.splitlines()[1:] if line.strip()]
     assert listed == options(group)
+
+
+def test_a_bad_optimizer_option_is_one_clear_line(tmp_path: Path) -> None:
+    result = mtl_train(*TINY, "trainer.optimizer.lr=abc", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "trainer.optimizer cannot be built from its options" in output
+    assert "Traceback" not in output

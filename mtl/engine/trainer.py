@@ -177,8 +177,10 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         parameters = [*strategy.parameters(), *weighting.parameters()]
-        self.optimizer = self.optimizer_factory(parameters)
-        self.scheduler = self.scheduler_factory(self.optimizer) if self.scheduler_factory else None
+        self.optimizer = _build("trainer.optimizer", self.optimizer_factory, parameters)
+        self.scheduler = (
+            _build("trainer.scheduler", self.scheduler_factory, self.optimizer) if self.scheduler_factory else None
+        )
         self.step, self.epoch = 0, 0
         self.trivial: Metrics | None = None
         self.record: dict[str, Any] | None = None
@@ -365,6 +367,14 @@ class Trainer:
             self.record["step"],
             "\n".join(lines),
         )
+
+
+def _build(key: str, factory: Callable[..., Any], argument: Any) -> Any:
+    """Call an optimizer/scheduler partial; a bad option (``trainer.optimizer.lr=abc``) becomes one clear line."""
+    try:
+        return factory(argument)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{key} cannot be built from its options: {error}") from error
 
 
 def _one_line(metrics: Metrics) -> str:
